@@ -140,10 +140,14 @@ impl Stack {
         let dlq_partitions = 1;
         let (broker, bootstrap, topic) = match external {
             Some(bootstrap) => {
+                // Tests of one process start stacks concurrently, often
+                // within the same millisecond: the counter keeps names apart.
+                static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
                 let topic = format!(
-                    "fb-{}-{}",
+                    "fb-{}-{}-{}",
                     std::process::id(),
-                    crate::state::now_ms() % 1_000_000_000
+                    crate::state::now_ms() % 1_000_000_000,
+                    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
                 );
                 create_topics(
                     &bootstrap,
