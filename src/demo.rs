@@ -49,7 +49,7 @@ pub struct DemoOptions {
     pub instances: usize,
     pub partitions: i32,
     pub seed: u64,
-    /// Length of the POA outage injected after a quarter of the stream
+    /// Length of the POA outage that starts at the second POA request
     /// (0 = none).
     pub outage_ms: u64,
     /// Lifetime of the simulators' tokens (short, so refreshes happen).
@@ -481,6 +481,21 @@ pub async fn run(opts: &DemoOptions, out: &mut (impl Write + Send)) -> anyhow::R
     stack.produce(&lines)?;
     let ends = stack.ends();
 
+    // Armed in the simulator rather than timed from here: the whole stream
+    // can pass between two looks at the counters, the second request cannot
+    // (one instance never has two items in a batch, so there are several).
+    if opts.outage_ms > 0 {
+        stack.poa.patch_faults(FaultsPatch {
+            outage_for_ms: Some(opts.outage_ms),
+            outage_after_requests: Some(2),
+            ..FaultsPatch::default()
+        });
+        eprintln!(
+            "demo: POA outage for {} ms from the second request (the sink retries; nothing is dead-lettered)",
+            opts.outage_ms
+        );
+    }
+
     let mut cfg = stack.config("flowbridge-demo");
     cfg.metrics_addr = opts.metrics_addr;
     let bridge = runtime::start(&cfg, registry.clone()).await?;
@@ -499,24 +514,12 @@ pub async fn run(opts: &DemoOptions, out: &mut (impl Write + Send)) -> anyhow::R
         stack.bootstrap
     );
 
-    // Progress, the outage, and the wait for every offset to be committed.
+    // Progress, and the wait for every offset to be committed.
     let total = lines.len() as u64;
-    let mut outage_done = opts.outage_ms == 0;
     let deadline = Instant::now() + Duration::from_secs(180);
     let mut last_print = Instant::now();
     loop {
         let consumed = metrics.events_consumed.get();
-        if !outage_done && consumed >= total / 4 {
-            stack.poa.patch_faults(FaultsPatch {
-                outage_for_ms: Some(opts.outage_ms),
-                ..FaultsPatch::default()
-            });
-            eprintln!(
-                "demo: POA outage for {} ms (the sink retries; nothing is dead-lettered)",
-                opts.outage_ms
-            );
-            outage_done = true;
-        }
         if bridge
             .running
             .wait_committed(&ends, Duration::from_millis(1))

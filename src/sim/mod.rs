@@ -146,6 +146,10 @@ pub struct FaultsPatch {
     pub outage: Option<bool>,
     /// An outage from now for this long (then it ends by itself).
     pub outage_for_ms: Option<u64>,
+    /// With `outage_for_ms`: the outage starts only once this many more
+    /// API requests have arrived (the last of them is the first refused),
+    /// so a test or the demo can hit traffic that has not begun yet.
+    pub outage_after_requests: Option<u64>,
     /// See [`Faults::retry_after_secs`] (JSON can set it, not clear it).
     pub retry_after_secs: Option<Option<u64>>,
     /// See [`Faults::fail_next`].
@@ -202,6 +206,8 @@ pub(crate) enum Flavor {
 struct FaultState {
     faults: Faults,
     outage_until: Option<Instant>,
+    /// An outage armed to start at the API request with this count.
+    outage_armed: Option<(u64, Duration)>,
 }
 
 /// What both simulators share: options, faults, tokens, counters.
@@ -234,6 +240,7 @@ impl Common {
             faults: Mutex::new(FaultState {
                 faults,
                 outage_until: None,
+                outage_armed: None,
             }),
             tokens: Mutex::new(HashMap::new()),
             counters: Counters::default(),
@@ -265,6 +272,12 @@ impl Common {
 
     fn in_outage(&self) -> bool {
         let mut f = lock(&self.faults);
+        if let Some((at, length)) = f.outage_armed
+            && self.counters.api_requests.load(Ordering::Relaxed) >= at
+        {
+            f.outage_armed = None;
+            f.outage_until = Some(Instant::now() + length);
+        }
         if let Some(until) = f.outage_until {
             if Instant::now() < until {
                 return true;
@@ -406,8 +419,13 @@ impl Common {
             lose_response_next,
             token_fail_next
         );
-        if let Some(ms) = p.outage_for_ms {
-            s.outage_until = Some(Instant::now() + Duration::from_millis(ms));
+        match (p.outage_for_ms, p.outage_after_requests) {
+            (Some(ms), Some(after)) => {
+                let at = self.counters.api_requests.load(Ordering::Relaxed) + after.max(1);
+                s.outage_armed = Some((at, Duration::from_millis(ms)));
+            }
+            (Some(ms), None) => s.outage_until = Some(Instant::now() + Duration::from_millis(ms)),
+            (None, _) => {}
         }
         s.faults.clone()
     }
@@ -648,6 +666,7 @@ impl<S> SimHandle<S> {
         let mut s = lock(&self.shared.common.faults);
         s.faults = faults;
         s.outage_until = None;
+        s.outage_armed = None;
     }
 
     /// Forgets every issued token.

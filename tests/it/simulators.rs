@@ -327,3 +327,32 @@ async fn faults_are_controlled_over_http() {
     assert_eq!(typo.status().as_u16(), 400);
     assert_eq!(sim.faults().fail_next, 0);
 }
+
+#[tokio::test]
+async fn an_outage_armed_for_a_later_request_starts_there_and_ends_by_itself() {
+    let sim = poa_sim(SimOptions::default()).await;
+    let base = sim.base_url();
+    let c = reqwest::Client::new();
+    let t = token(&c, &base, "/oauth2/token").await;
+    let bearer = format!("Bearer {t}");
+    let auth = ("authorization", bearer.as_str());
+    let armed = c
+        .post(format!("{base}/_sim/faults"))
+        .json(&json!({"outage_for_ms": 300, "outage_after_requests": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(armed.status().as_u16(), 200);
+    let send = |task: &'static str| post_json(&c, format!("{base}{ADD}"), auth, json!([item(task)]));
+
+    let (first, body) = send("T-armed-1").await;
+    assert_eq!((first, &body["code"]), (200, &json!(0)), "{body}");
+    let (second, _) = send("T-armed-2").await;
+    assert_eq!(second, 503, "the second request falls in the outage");
+    let (third, _) = send("T-armed-3").await;
+    assert_eq!(third, 503, "the outage lasts its length, not one request");
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let (after, body) = send("T-armed-2").await;
+    assert_eq!((after, &body["code"]), (200, &json!(0)), "{body}");
+    assert_eq!(sim.stats().injected, 2);
+}
