@@ -35,6 +35,7 @@ use sha2::{Digest, Sha256};
 use crate::contract::{aicc::AiccTaskInfo, poa::PoaItem};
 use crate::event::{Event, EventKind};
 use crate::state::{AiccIntent, InstanceState, Status};
+use crate::workflow::fast::Scope;
 use crate::workflow::fields::RenderError;
 use crate::workflow::{Node, NodeKind, Registry, Todo, Workflow};
 
@@ -441,7 +442,7 @@ fn todo_action(
     event: &Event,
 ) -> Result<Action, Rejection> {
     let default_id = task_id(&wf.id, &event.serial_number, &node.id, visit);
-    let ctx = context(event, state, node, visit, &default_id);
+    let ctx = scope(event, state, node, visit, &default_id);
     let reject = |e: RenderError| match e {
         RenderError::Template { field, message } => Rejection {
             reason: Reason::TemplateError,
@@ -457,7 +458,7 @@ fn todo_action(
             let base = PoaItem {
                 node_id: node.id.clone(),
                 node_name: node.name.clone(),
-                task_id: default_id,
+                task_id: default_id.clone(),
                 serial_number: Some(event.serial_number.clone()),
                 initiator: event.initiator.clone(),
                 initiator_name: event.initiator_name.clone(),
@@ -482,6 +483,7 @@ fn todo_action(
         }
         Todo::Aicc { .. } => {
             let task_info = wf.render_aicc(todo, &ctx).map_err(reject)?;
+            drop(ctx);
             Ok(Action::Aicc(AiccCreate {
                 node: node.id.clone(),
                 intent_id: default_id,
@@ -491,28 +493,29 @@ fn todo_action(
     }
 }
 
-/// The template context of a todo: `event` (every field, including unknown
-/// ones), `variables`, `instance`, `node` and `task`. Public for the
-/// template-rendering micro-benchmark.
+/// What a todo's templates see: `event` (every field, including unknown
+/// ones), `variables`, `instance`, `node` and `task`.
+pub fn scope<'a>(
+    event: &'a Event,
+    state: &'a InstanceState,
+    node: &'a Node,
+    visit: u32,
+    task_id: &'a str,
+) -> Scope<'a> {
+    Scope::new(
+        event,
+        &state.workflow,
+        &state.serial_number,
+        state.latest_todo.as_deref().unwrap_or(""),
+        &node.id,
+        &node.name,
+        visit,
+        task_id,
+    )
+}
+
+/// The minijinja form of [`scope`], as a template that is not rendered
+/// directly sees it. Public for the template-rendering micro-benchmark.
 pub fn context(event: &Event, state: &InstanceState, node: &Node, visit: u32, task_id: &str) -> Value {
-    minijinja::context! {
-        event => Value::from_serialize(event),
-        variables => Value::from_serialize(&event.variables),
-        instance => minijinja::context! {
-            workflow => &state.workflow,
-            serialNumber => &state.serial_number,
-            // Empty, not none, before the first todo: none renders as
-            // "None", and an empty value leaves an optional field out.
-            latestTodo => state.latest_todo.as_deref().unwrap_or(""),
-        },
-        node => minijinja::context! {
-            id => &node.id,
-            name => &node.name,
-            visit => visit,
-        },
-        task => minijinja::context! {
-            id => task_id,
-            visit => visit,
-        },
-    }
+    scope(event, state, node, visit, task_id).value().clone()
 }

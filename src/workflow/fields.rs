@@ -6,9 +6,10 @@
 //! Everything that can be checked at load is: template syntax, literal types,
 //! limits and enums, and templates that use no variable (rendered once).
 
-use minijinja::{Environment, Value};
+use minijinja::Environment;
 use serde_saphyr::Spanned;
 
+use super::fast::{Fast, Scope};
 use super::spec::{Pos, RawValue, Target};
 use crate::contract::{self, FieldProblem, aicc::AiccTaskInfo, poa::PoaAction, poa::PoaItem};
 
@@ -66,8 +67,12 @@ pub enum Compiled {
     Bool(bool),
     Int(i64),
     List(Vec<Compiled>),
-    /// Name of a template in the workflow's environment.
-    Template(String),
+    /// A template: its name in the workflow's environment, and its direct
+    /// form when it has one ([`Fast`]).
+    Template {
+        name: String,
+        fast: Option<Fast>,
+    },
 }
 
 /// One compiled mapping.
@@ -167,7 +172,10 @@ impl Compiler<'_> {
     fn template(&mut self, body: Body, name: &str, source: &str, pos: Pos) -> Option<Compiled> {
         let tname = format!("{}/{}.{name}", self.scope, body.target().as_str());
         match self.env.add_template_owned(tname.clone(), source.to_owned()) {
-            Ok(()) => Some(Compiled::Template(tname)),
+            Ok(()) => Some(Compiled::Template {
+                name: tname,
+                fast: Fast::parse(source),
+            }),
             Err(e) => {
                 self.problems.push((
                     pos,
@@ -186,7 +194,7 @@ impl Compiler<'_> {
     /// same for every event), against the contract now rather than per event.
     fn check_constant(&mut self, body: Body, name: &str, value: &Compiled, pos: Pos) {
         let rendered = match value {
-            Compiled::Template(t) => {
+            Compiled::Template { name: t, .. } => {
                 let Ok(tmpl) = self.env.get_template(t) else {
                     return;
                 };
@@ -313,9 +321,9 @@ pub fn render(
     env: &Environment<'static>,
     body: Body,
     spec: &FieldSpec,
-    ctx: &Value,
+    scope: &Scope<'_>,
 ) -> Result<Rendered, RenderError> {
-    let value = render_value(env, body.kind(spec.name), spec.name, &spec.value, ctx)?;
+    let value = render_value(env, body.kind(spec.name), spec.name, &spec.value, scope)?;
     check_field(body, spec.name, &value).map_err(RenderError::Invalid)?;
     Ok(value)
 }
@@ -325,7 +333,7 @@ fn render_value(
     kind: Kind,
     name: &str,
     value: &Compiled,
-    ctx: &Value,
+    scope: &Scope<'_>,
 ) -> Result<Rendered, RenderError> {
     Ok(match value {
         Compiled::Str(s) => Rendered::Str(s.clone()),
@@ -334,19 +342,25 @@ fn render_value(
         Compiled::List(items) => {
             let mut out = Vec::with_capacity(items.len());
             for item in items {
-                match render_value(env, Kind::Str, name, item, ctx)? {
+                match render_value(env, Kind::Str, name, item, scope)? {
                     Rendered::Str(s) => out.push(s),
                     _ => unreachable!("list items compile to strings"),
                 }
             }
             Rendered::List(out)
         }
-        Compiled::Template(t) => {
+        Compiled::Template { name: t, fast } => {
+            if let Some(fast) = fast {
+                let mut s = String::new();
+                if fast.render(scope, &mut s) {
+                    return convert(kind, name, s);
+                }
+            }
             let tmpl = env.get_template(t).map_err(|e| RenderError::Template {
                 field: name.to_owned(),
                 message: template_message(&e),
             })?;
-            let s = tmpl.render(ctx).map_err(|e| RenderError::Template {
+            let s = tmpl.render(scope.value()).map_err(|e| RenderError::Template {
                 field: name.to_owned(),
                 message: template_message(&e),
             })?;

@@ -6,6 +6,7 @@
 //! directory by id. The schema is documented in `docs/workflows.md`.
 
 pub mod diagram;
+pub mod fast;
 pub mod fields;
 pub mod spec;
 
@@ -14,13 +15,14 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use minijinja::{Environment, UndefinedBehavior, Value};
+use minijinja::{Environment, UndefinedBehavior};
 use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::{Dfs, Reversed, Walker};
 use serde_saphyr::Spanned;
 
 use crate::contract::{self, aicc::AiccTaskInfo, poa::PoaAction, poa::PoaItem};
+use fast::Scope;
 use fields::{Body, Compiled, Compiler, FieldSpec, RenderError};
 pub use spec::{NodeKind, Pos, Target};
 use spec::{RawAicc, RawPoa, RawTodo, RawValue, RawWorkflow};
@@ -129,7 +131,12 @@ impl Workflow {
     /// Renders a POA item: `base` holds the engine's values (ids, node,
     /// serialNumber, initiator), the node's mappings override them, and the
     /// result is checked against the contract.
-    pub fn render_poa(&self, todo: &Todo, mut item: PoaItem, ctx: &Value) -> Result<PoaItem, RenderError> {
+    pub fn render_poa(
+        &self,
+        todo: &Todo,
+        mut item: PoaItem,
+        ctx: &Scope<'_>,
+    ) -> Result<PoaItem, RenderError> {
         let Todo::Poa {
             fields: specs,
             actions,
@@ -160,7 +167,7 @@ impl Workflow {
     }
 
     /// Renders an AICC `taskInfo` and checks it against the contract.
-    pub fn render_aicc(&self, todo: &Todo, ctx: &Value) -> Result<AiccTaskInfo, RenderError> {
+    pub fn render_aicc(&self, todo: &Todo, ctx: &Scope<'_>) -> Result<AiccTaskInfo, RenderError> {
         let Todo::Aicc { fields: specs } = todo else {
             unreachable!("render_aicc is called for AICC todos")
         };
@@ -829,6 +836,6 @@ pub fn summary(wf: &Workflow) -> String {
 impl Compiled {
     /// Whether the value is a template (for docs and diagrams).
     pub fn is_template(&self) -> bool {
-        matches!(self, Compiled::Template(_))
+        matches!(self, Compiled::Template { .. })
     }
 }
