@@ -20,9 +20,32 @@ use flowbridge::state::{InstanceState, PostgresStore, RedbStore, StateStore, cod
 const CASE_TIME: Duration = Duration::from_secs(2);
 const BATCH_SIZES: [usize; 3] = [1, 100, 1000];
 
+/// A random-looking version-4 UUID, deterministic in `i` (splitmix64), as
+/// upstream eventIds are. Their randomness matters for PostgreSQL, which
+/// compresses large `jsonb` values: ids sharing most of their characters
+/// compressed well under format 1, which stored the ids themselves.
+fn event_id(i: u64) -> String {
+    fn splitmix64(x: u64) -> u64 {
+        let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    let (a, b) = (splitmix64(i), splitmix64(!i));
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:x}{:03x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        8 | (b >> 62),
+        (b >> 48) & 0xfff,
+        b & 0xffff_ffff_ffff
+    )
+}
+
 /// An instance as the engine leaves it mid-way through an approval chain:
 /// six task nodes visited, one position, a full dedupe window of 32 event
-/// ids (UUIDs), the latest todo.
+/// ids (random UUIDs), the latest todo.
 fn typical(workflow: &str, serial: &str) -> InstanceState {
     let mut s = InstanceState::new(workflow, serial);
     let nodes = ["apply", "counselor", "dean", "office", "archive", "notify"];
@@ -37,8 +60,8 @@ fn typical(workflow: &str, serial: &str) -> InstanceState {
         }
     }
     s.positions.insert("notify".into(), 1);
-    for i in 0..32u32 {
-        s.remember(&format!("{i:08x}-7d3c-4f5e-9a1b-{:012x}", u64::from(i) * 7919));
+    for i in 0..32 {
+        s.remember(&event_id(i));
     }
     s
 }

@@ -56,7 +56,8 @@ pub struct StoreArgs {
 /// The `state` subcommands.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum StateCommand {
-    /// Print one instance's state as pretty JSON; exits 1 if there is none.
+    /// Print one instance's state as pretty JSON (`applied`: fingerprints of
+    /// the recent eventIds, 16 hex digits each); exits 1 if there is none.
     Get {
         /// Workflow id.
         workflow: String,

@@ -3,17 +3,23 @@
 //! An instance is keyed by (workflow, serialNumber). Its state records, per
 //! node, how often the instance entered it and the todo it created there;
 //! where the instance currently is (its positions, more than one inside a
-//! parallel split); the latest POA todo; recent eventIds for dedupe; and the
-//! AICC creates that were decided but whose AICC task id is not yet known.
+//! parallel split); the latest POA todo; fingerprints of recent eventIds for
+//! dedupe ([`dedupe`]); and the AICC creates that were decided but whose AICC
+//! task id is not yet known.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Version of the serialized form; bump it and migrate when fields change.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the serialized form; bump it and migrate when fields change
+/// ([`codec::decode_json`] reads every earlier one).
+///
+/// - 1: `applied` held the recent eventIds themselves.
+/// - 2: `applied` holds their [`fingerprint`]s as 16-digit hex strings.
+pub const FORMAT_VERSION: u32 = 2;
 
-/// How many recent eventIds an instance remembers for dedupe.
+/// How many recent eventIds an instance remembers (as fingerprints) for
+/// dedupe.
 pub const DEDUPE_WINDOW: usize = 32;
 
 /// The lifecycle of an instance.
@@ -108,9 +114,10 @@ pub struct InstanceState {
     /// The latest POA todo created for the instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest_todo: Option<String>,
-    /// Recent eventIds, oldest first, at most [`DEDUPE_WINDOW`].
+    /// [`fingerprint`]s of the recent eventIds, oldest first, at most
+    /// [`DEDUPE_WINDOW`].
     #[serde(default)]
-    pub applied: VecDeque<String>,
+    pub applied: DedupeWindow,
     /// AICC creates decided and not yet confirmed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_aicc: Vec<AiccIntent>,
@@ -135,24 +142,23 @@ impl InstanceState {
             nodes: BTreeMap::new(),
             positions: BTreeMap::new(),
             latest_todo: None,
-            applied: VecDeque::new(),
+            applied: DedupeWindow::new(),
             pending_aicc: Vec::new(),
             version: 0,
             updated_at_ms: 0,
         }
     }
 
-    /// Whether `event_id` was applied recently.
+    /// Whether `event_id` was applied recently (its fingerprint is in the
+    /// window; see [`dedupe`] on collisions).
     pub fn has_applied(&self, event_id: &str) -> bool {
-        self.applied.iter().any(|e| e == event_id)
+        self.applied.contains(fingerprint(event_id))
     }
 
-    /// Remembers `event_id`, forgetting the oldest beyond the window.
+    /// Remembers `event_id`'s fingerprint, forgetting the oldest beyond the
+    /// window.
     pub fn remember(&mut self, event_id: &str) {
-        if self.applied.len() >= DEDUPE_WINDOW {
-            self.applied.pop_front();
-        }
-        self.applied.push_back(event_id.to_owned());
+        self.applied.push(fingerprint(event_id));
     }
 
     /// Marks an AICC intent done with the id AICC returned.
@@ -173,6 +179,7 @@ impl InstanceState {
 pub mod cli;
 pub mod codec;
 pub mod config;
+pub mod dedupe;
 pub mod memory;
 pub mod postgres;
 pub mod redb;
@@ -182,6 +189,26 @@ pub mod sweeper;
 pub use self::postgres::PostgresStore;
 pub use self::redb::RedbStore;
 pub use config::{StoreConfig, StoreKind, open};
+pub use dedupe::{DedupeWindow, fingerprint};
 pub use memory::MemoryStore;
 pub use store::{InstanceKey, ListFilter, StateStore, StoreError, now_ms};
 pub use sweeper::spawn_sweeper;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembers_the_last_window_of_event_ids() {
+        let mut s = InstanceState::new("w", "n");
+        assert!(!s.has_applied("e-0"));
+        for i in 0..=DEDUPE_WINDOW {
+            s.remember(&format!("e-{i}"));
+        }
+        assert!(!s.has_applied("e-0"), "the oldest is forgotten");
+        assert!((1..=DEDUPE_WINDOW).all(|i| s.has_applied(&format!("e-{i}"))));
+        assert!(!s.has_applied("e-33x"));
+        assert_eq!(s.applied.len(), DEDUPE_WINDOW);
+        assert_eq!(s.applied.as_slice()[0], fingerprint("e-1"));
+    }
+}

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use flowbridge::state::{
     AiccIntent, FORMAT_VERSION, InstanceKey, InstanceState, ListFilter, NodeState, PostgresStore, StateStore,
-    Status, StoreConfig, StoreError, StoreKind, now_ms,
+    Status, StoreConfig, StoreError, StoreKind, fingerprint, now_ms,
 };
 use rstest::rstest;
 use secrecy::SecretString;
@@ -668,9 +668,10 @@ async fn postgres_unreadable_rows_are_corrupt_errors_naming_the_instance() {
     .execute(store.pool())
     .await
     .unwrap();
+    let garbled = format!("bad format-{FORMAT_VERSION} JSON");
     for (serial, says) in [
         ("future", "unknown format version 9"),
-        ("garbled", "bad format-1 JSON"),
+        ("garbled", garbled.as_str()),
     ] {
         let err = store.get(&key("w", serial)).await.unwrap_err();
         assert!(
@@ -682,6 +683,53 @@ async fn postgres_unreadable_rows_are_corrupt_errors_naming_the_instance() {
             "{err}"
         );
     }
+    drop_schema(&store).await;
+}
+
+/// A row a format-1 build wrote (eventIds in `applied`) reads through the
+/// same migration as redb's values and is written back as format 2.
+#[tokio::test]
+async fn postgres_reads_format_1_rows_and_writes_them_as_format_2() {
+    let Some(store) = pg_store(&fresh_schema()).await else {
+        return;
+    };
+    store.put(&InstanceState::new("w", "old")).await.unwrap();
+    let t = format!("\"{}\".instance_state", store.schema());
+    sqlx::query(&format!(
+        "UPDATE {t} SET format = 1, body = '{{\"format\": 1, \"workflow\": \"w\", \"serialNumber\": \"old\", \
+         \"status\": \"active\", \"positions\": {{\"dean\": 1}}, \"applied\": [\"e-1\", \"the-old-id\"], \
+         \"version\": 1, \"updatedAtMs\": 0}}' WHERE serial_number = 'old'"
+    ))
+    .execute(store.pool())
+    .await
+    .unwrap();
+
+    let mut got = store.get(&key("w", "old")).await.unwrap().expect("stored");
+    assert!(got.has_applied("e-1") && got.has_applied("the-old-id"));
+    assert!(!got.has_applied("e-2"));
+    assert_eq!((got.format, got.version), (FORMAT_VERSION, 1));
+    assert_eq!(got.positions.get("dean"), Some(&1));
+
+    got.remember("e-2");
+    assert_eq!(store.put(&got).await.unwrap(), 2);
+    let (format, applied): (i16, serde_json::Value) = sqlx::query_as(&format!(
+        "SELECT format, body->'applied' FROM {t} WHERE serial_number = 'old'"
+    ))
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(i64::from(format), i64::from(FORMAT_VERSION));
+    let hex = |id: &str| format!("{:016x}", fingerprint(id));
+    assert_eq!(
+        applied,
+        serde_json::json!([hex("e-1"), hex("the-old-id"), hex("e-2")])
+    );
+    let again = store.get(&key("w", "old")).await.unwrap().expect("stored");
+    assert!(
+        ["e-1", "the-old-id", "e-2"]
+            .iter()
+            .all(|id| again.has_applied(id))
+    );
     drop_schema(&store).await;
 }
 
