@@ -32,6 +32,8 @@ pub enum StoreKind {
 /// ```yaml
 /// state:
 ///   kind: postgres                  # memory | redb (default) | postgres
+///   # path: ./data/flowbridge.redb  # redb: the file
+///   # cache_mb: 64                  # redb: page cache, MiB
 ///   url: postgres://flowbridge@db/flowbridge
 ///   pool_size: 8
 ///   schema: flowbridge
@@ -47,6 +49,10 @@ pub struct StoreConfig {
     /// redb: the file (its directory is created).
     #[serde(default = "default_path")]
     pub path: PathBuf,
+    /// redb: page cache in MiB — the memory the store uses however many
+    /// instances it holds (default 64).
+    #[serde(default = "default_cache_mb")]
+    pub cache_mb: u64,
     /// postgres: the connection URL (a secret: it may hold a password).
     #[serde(default)]
     pub url: Option<SecretString>,
@@ -71,6 +77,9 @@ pub struct StoreConfig {
 fn default_path() -> PathBuf {
     PathBuf::from(redb::DEFAULT_PATH)
 }
+fn default_cache_mb() -> u64 {
+    (redb::DEFAULT_CACHE_BYTES >> 20) as u64
+}
 fn default_pool_size() -> u32 {
     8
 }
@@ -92,6 +101,7 @@ impl Default for StoreConfig {
         Self {
             kind: StoreKind::default(),
             path: default_path(),
+            cache_mb: default_cache_mb(),
             url: None,
             pool_size: default_pool_size(),
             schema: default_schema(),
@@ -108,6 +118,11 @@ impl StoreConfig {
         Duration::from_millis(self.retention_ms)
     }
 
+    /// [`cache_mb`](Self::cache_mb) in bytes.
+    pub fn cache_bytes(&self) -> usize {
+        usize::try_from(self.cache_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+    }
+
     /// [`sweep_interval_ms`](Self::sweep_interval_ms) as a duration.
     pub fn sweep_interval(&self) -> Duration {
         Duration::from_millis(self.sweep_interval_ms)
@@ -119,7 +134,9 @@ impl StoreConfig {
 pub async fn open(config: &StoreConfig) -> Result<Arc<dyn StateStore>, StoreError> {
     Ok(match config.kind {
         StoreKind::Memory => Arc::new(MemoryStore::new()),
-        StoreKind::Redb => Arc::new(RedbStore::open(config.path.clone()).await?),
+        StoreKind::Redb => {
+            Arc::new(RedbStore::open_with_cache(config.path.clone(), config.cache_bytes()).await?)
+        }
         StoreKind::Postgres => {
             let url = config.url.as_ref().ok_or_else(|| {
                 StoreError::Backend("state store `postgres` needs a `url` (database URL)".into())

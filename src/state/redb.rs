@@ -53,6 +53,10 @@ pub const LAYOUT: u32 = 1;
 /// The default file, relative to the working directory.
 pub const DEFAULT_PATH: &str = "./data/flowbridge.redb";
 
+/// Default page cache: what the store keeps in memory however many
+/// instances the file holds (`state.cache_mb`).
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+
 /// Most states one group commit writes (more wait for the next one).
 pub const MAX_GROUP_ROWS: usize = 4096;
 
@@ -118,22 +122,34 @@ fn is_closed(code: u8) -> bool {
 }
 
 impl RedbStore {
-    /// Opens (or creates, with its parent directories) the file at `path`.
+    /// Opens (or creates, with its parent directories) the file at `path`
+    /// with the default page cache ([`DEFAULT_CACHE_BYTES`]).
     /// Blocking: call it from `spawn_blocking` or before the runtime starts
     /// serving ([`open`](super::open) does the former).
     pub fn open_blocking(path: &Path) -> Result<Self, StoreError> {
+        Self::open_blocking_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`open_blocking`](Self::open_blocking) with a page cache of
+    /// `cache_bytes`: what the store holds in memory, whatever the number
+    /// of instances (redb's own default is 1 GiB, which a large state file
+    /// fills).
+    pub fn open_blocking_with_cache(path: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
         let shown = path.display().to_string();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let db = Database::create(path).map_err(|e| match e {
-            ::redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Backend(format!(
-                "redb {shown} is in use by another process (a running flowbridge?); \
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)
+            .map_err(|e| match e {
+                ::redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Backend(format!(
+                    "redb {shown} is in use by another process (a running flowbridge?); \
                  stop it, or share state through PostgreSQL"
-            )),
-            e => StoreError::Backend(format!("cannot open redb {shown}: {e}")),
-        })?;
+                )),
+                e => StoreError::Backend(format!("cannot open redb {shown}: {e}")),
+            })?;
         let db = Arc::new(db);
         let path = Arc::new(path.to_owned());
         init(&db, &path)?;
@@ -157,8 +173,13 @@ impl RedbStore {
 
     /// Opens `path` on the blocking pool.
     pub async fn open(path: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES).await
+    }
+
+    /// [`open`](Self::open) with a page cache of `cache_bytes`.
+    pub async fn open_with_cache(path: impl Into<PathBuf>, cache_bytes: usize) -> Result<Self, StoreError> {
         let path = path.into();
-        tokio::task::spawn_blocking(move || Self::open_blocking(&path))
+        tokio::task::spawn_blocking(move || Self::open_blocking_with_cache(&path, cache_bytes))
             .await
             .map_err(|e| StoreError::Backend(format!("redb open task failed: {e}")))?
     }
