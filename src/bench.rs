@@ -820,6 +820,10 @@ fn producer(client: &ClientConfig) -> anyhow::Result<BaseProducer> {
         .set("queue.buffering.max.kbytes", "1048576")
         .set("linger.ms", "1")
         .set("acks", "all");
+    // As the tests do against tansu 0.6 (docs/architecture.md, "Brokers").
+    if std::env::var(crate::demo::ONE_RECORD_PER_BATCH_ENV).is_ok_and(|v| v == "1") {
+        c.set("batch.num.messages", "1");
+    }
     c.create().context("creating the bench producer")
 }
 
