@@ -116,8 +116,24 @@ impl Event {
     /// non-empty identifiers within [`MAX_ID_BYTES`], `to` present for a
     /// transition. An absent `eventId` is derived from `source`.
     pub fn decode(bytes: &[u8], source: Source<'_>) -> Result<Event, DecodeError> {
+        // The plain decoder first: tracking the path of every field costs
+        // time on every event, and only a bad one needs the path. That one
+        // is decoded again, with the path, for the message.
+        let mut event: Event = match serde_json::from_slice(bytes) {
+            Ok(event) => event,
+            Err(_) => Self::decode_error(bytes)?,
+        };
+        if event.event_id.is_empty() {
+            event.event_id = source.to_string();
+        }
+        event.check()?;
+        Ok(event)
+    }
+
+    /// Decodes `bytes` that failed to decode, for an error naming the field.
+    fn decode_error(bytes: &[u8]) -> Result<Event, DecodeError> {
         let de = &mut serde_json::Deserializer::from_slice(bytes);
-        let mut event: Event = serde_path_to_error::deserialize(de).map_err(|e| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
             // serde_json's message already names missing fields; the path
@@ -131,12 +147,7 @@ impl Event {
                     message,
                 }
             }
-        })?;
-        if event.event_id.is_empty() {
-            event.event_id = source.to_string();
-        }
-        event.check()?;
-        Ok(event)
+        })
     }
 
     fn check(&self) -> Result<(), DecodeError> {
