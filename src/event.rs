@@ -133,7 +133,7 @@ impl Event {
     /// Decodes `bytes` that failed to decode, for an error naming the field.
     fn decode_error(bytes: &[u8]) -> Result<Event, DecodeError> {
         let de = &mut serde_json::Deserializer::from_slice(bytes);
-        serde_path_to_error::deserialize(de).map_err(|e| {
+        let event = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
             // serde_json's message already names missing fields; the path
@@ -147,7 +147,13 @@ impl Event {
                     message,
                 }
             }
-        })
+        })?;
+        // What the plain decoder also refuses: more after the event.
+        de.end().map_err(|e| DecodeError {
+            field: None,
+            message: strip_position(&e.to_string()),
+        })?;
+        Ok(event)
     }
 
     fn check(&self) -> Result<(), DecodeError> {
@@ -255,6 +261,10 @@ mod tests {
                 "field `assignees[0]`: invalid type",
             ),
             ("not json", "expected ident"),
+            (
+                r#"{"workflow": "w", "serialNumber": "s", "to": "a"} {"workflow": "x"}"#,
+                "trailing characters",
+            ),
         ];
         for (json, expected) in cases {
             let err = Event::decode(json.as_bytes(), SRC).unwrap_err().to_string();
