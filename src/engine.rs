@@ -442,7 +442,7 @@ fn todo_action(
     event: &Event,
 ) -> Result<Action, Rejection> {
     let default_id = task_id(&wf.id, &event.serial_number, &node.id, visit);
-    let ctx = scope(event, state, node, visit, &default_id);
+    let scope = scope(event, state, node, visit, &default_id);
     let reject = |e: RenderError| match e {
         RenderError::Template { field, message } => Rejection {
             reason: Reason::TemplateError,
@@ -464,7 +464,7 @@ fn todo_action(
                 initiator_name: event.initiator_name.clone(),
                 ..PoaItem::default()
             };
-            let mut item = wf.render_poa(todo, base, &ctx).map_err(reject)?;
+            let mut item = wf.render_poa(todo, base, &scope).map_err(reject)?;
             let previous = state
                 .latest_todo
                 .as_ref()
@@ -482,8 +482,7 @@ fn todo_action(
             }))
         }
         Todo::Aicc { .. } => {
-            let task_info = wf.render_aicc(todo, &ctx).map_err(reject)?;
-            drop(ctx);
+            let task_info = wf.render_aicc(todo, &scope).map_err(reject)?;
             Ok(Action::Aicc(AiccCreate {
                 node: node.id.clone(),
                 intent_id: default_id,

@@ -135,7 +135,7 @@ impl Workflow {
         &self,
         todo: &Todo,
         mut item: PoaItem,
-        ctx: &Scope<'_>,
+        scope: &Scope<'_>,
     ) -> Result<PoaItem, RenderError> {
         let Todo::Poa {
             fields: specs,
@@ -145,7 +145,7 @@ impl Workflow {
             unreachable!("render_poa is called for POA todos")
         };
         for spec in specs {
-            let v = fields::render(&self.env, Body::Poa, spec, ctx)?;
+            let v = fields::render(&self.env, Body::Poa, spec, scope)?;
             fields::set_poa(&mut item, spec.name, v);
         }
         if let Some(actions) = actions {
@@ -153,7 +153,7 @@ impl Workflow {
             for specs in actions {
                 let mut action = PoaAction::default();
                 for spec in specs {
-                    let v = fields::render(&self.env, Body::PoaAction, spec, ctx)?;
+                    let v = fields::render(&self.env, Body::PoaAction, spec, scope)?;
                     fields::set_poa_action(&mut action, spec.name, v);
                 }
                 out.push(action);
@@ -167,13 +167,13 @@ impl Workflow {
     }
 
     /// Renders an AICC `taskInfo` and checks it against the contract.
-    pub fn render_aicc(&self, todo: &Todo, ctx: &Scope<'_>) -> Result<AiccTaskInfo, RenderError> {
+    pub fn render_aicc(&self, todo: &Todo, scope: &Scope<'_>) -> Result<AiccTaskInfo, RenderError> {
         let Todo::Aicc { fields: specs } = todo else {
             unreachable!("render_aicc is called for AICC todos")
         };
         let mut info = AiccTaskInfo::default();
         for spec in specs {
-            let v = fields::render(&self.env, Body::Aicc, spec, ctx)?;
+            let v = fields::render(&self.env, Body::Aicc, spec, scope)?;
             fields::set_aicc(&mut info, spec.name, v);
         }
         if let Some(p) = contract::aicc::check_task_info(&info).into_iter().next() {

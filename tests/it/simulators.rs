@@ -41,6 +41,11 @@ async fn post_json(client: &reqwest::Client, url: String, auth: (&str, &str), bo
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// `Bearer <token>` from the POA simulator's token endpoint.
+async fn poa_bearer(client: &reqwest::Client, base: &str) -> String {
+    format!("Bearer {}", token(client, base, "/oauth2/token").await)
+}
+
 fn item(task: &str) -> Value {
     json!({
         "appId": "GzqhyfpMLSEexyO78bDgO-UWlK6PwOyAE", "nodeId": "NODE0001", "nodeName": "节点1",
@@ -54,8 +59,7 @@ async fn poa_checks_every_item_and_answers_error_ids_as_documented() {
     let sim = poa_sim(SimOptions::default()).await;
     let base = sim.base_url();
     let c = reqwest::Client::new();
-    let t = token(&c, &base, "/oauth2/token").await;
-    let bearer = format!("Bearer {t}");
+    let bearer = poa_bearer(&c, &base).await;
     let auth = ("authorization", bearer.as_str());
 
     let mut no_handlers = item("TTTT-PL-004");
@@ -333,12 +337,11 @@ async fn an_outage_armed_for_a_later_request_starts_there_and_ends_by_itself() {
     let sim = poa_sim(SimOptions::default()).await;
     let base = sim.base_url();
     let c = reqwest::Client::new();
-    let t = token(&c, &base, "/oauth2/token").await;
-    let bearer = format!("Bearer {t}");
+    let bearer = poa_bearer(&c, &base).await;
     let auth = ("authorization", bearer.as_str());
     let armed = c
         .post(format!("{base}/_sim/faults"))
-        .json(&json!({"outage_for_ms": 300, "outage_after_requests": 2}))
+        .json(&json!({"outage_for_ms": 1500, "outage_after_requests": 2}))
         .send()
         .await
         .unwrap();
@@ -351,7 +354,7 @@ async fn an_outage_armed_for_a_later_request_starts_there_and_ends_by_itself() {
     assert_eq!(second, 503, "the second request falls in the outage");
     let (third, _) = send("T-armed-3").await;
     assert_eq!(third, 503, "the outage lasts its length, not one request");
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     let (after, body) = send("T-armed-2").await;
     assert_eq!((after, &body["code"]), (200, &json!(0)), "{body}");
     assert_eq!(sim.stats().injected, 2);
